@@ -1,0 +1,1 @@
+//! lapidary-integrator library.

@@ -1,0 +1,3 @@
+module lapidary.dev/kind-tests/smoke
+
+go 1.22
