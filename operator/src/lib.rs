@@ -1,0 +1,1 @@
+//! lapidary's operator.
