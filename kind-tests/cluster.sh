@@ -125,8 +125,10 @@ pid_of() { # component -> pid if it runs (and is the right program), else nothin
   local f="$RUN/$1.pid" pid
   [[ -f "$f" ]] || return 0
   pid="$(cat "$f")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1 | grep -q -- "$1\$"; then
+  [[ -n "$pid" ]] && running "$pid" || return 0
+  local argv=()
+  mapfile -d '' -t argv 2>/dev/null <"/proc/$pid/cmdline" || return 0
+  if [[ "${argv[0]:-}" == "$1" || "${argv[0]:-}" == */"$1" ]]; then
     echo "$pid"
   fi
 }
@@ -139,16 +141,25 @@ start_proc() { # component, command...
   echo $! >"$RUN/$name.pid"
 }
 
+# A process that exists and is not a zombie (our daemons' parent is init, which may
+# reap them a little later).
+running() {
+  local stat
+  stat="$(cat 2>/dev/null "/proc/$1/stat")" || return 1
+  stat="${stat##*) }"
+  [[ "${stat:0:1}" != Z ]]
+}
+
 stop_proc() { # component [timeout seconds]
   local name=$1 t=${2:-20} pid i
   pid="$(pid_of "$name")"
   if [[ -n "$pid" ]]; then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < t * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      running "$pid" || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if running "$pid"; then
       log "$name (pid $pid) ignored SIGTERM; killing"
       kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -351,6 +362,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_port = "0"
   enable_selinux = false
   netns_mounts_under_state_dir = true
+  # Never ask for an OOM score below containerd's own: lowering it needs CAP_SYS_RESOURCE,
+  # which sandboxed machines (this one included) may not grant; runc then fails to start
+  # every pod sandbox ("failed to update /proc/self/oom_score_adj: Permission denied").
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -358,6 +373,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$DIR/containerd/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$DIR/cni/net.d"
@@ -384,6 +400,7 @@ cgroupRoot: /$CGROUP_NAME
 cgroupsPerQOS: true
 failSwapOn: false
 podLogsDir: $DIR/pod-logs
+volumePluginDir: $DIR/kubelet-plugins
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
@@ -444,7 +461,7 @@ pause_image() {
 # ---------------------------------------------------------------- health checks
 
 curl_api() { curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://$BRIDGE_IP:$API_PORT$1"; }
-etcd_healthy() { curl -fsS --max-time 5 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+etcd_healthy() { curl -fsS --max-time 5 "http://127.0.0.1:$ETCD_PORT/health" | grep '"health":"true"' >/dev/null; }
 api_ready() { [[ "$(curl_api /readyz)" == ok ]]; }
 healthz() { [[ "$(curl -fsSk --max-time 5 "$1")" == ok ]]; }
 http_ok() { curl -fsS --max-time 5 -o /dev/null "$1"; }
@@ -455,7 +472,7 @@ default_sa() { kubectl_cmd -n default get serviceaccount default && kubectl_cmd 
 kubernetes_endpoint() {
   [[ "$(kubectl_cmd -n default get endpointslice -l kubernetes.io/service-name=kubernetes -o jsonpath='{.items[0].endpoints[0].addresses[0]}')" == "$BRIDGE_IP" ]]
 }
-service_rules() { iptables -w -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- "-d $KUBERNETES_SVC_IP/32"; }
+service_rules() { iptables -w -t nat -S KUBE-SERVICES 2>/dev/null | grep -- "-d $KUBERNETES_SVC_IP/32" >/dev/null; }
 
 local_healthy() {
   local c
@@ -521,7 +538,8 @@ local_up() {
     --bind-address 127.0.0.1 --leader-elect=false --controllers '*' --use-service-account-credentials \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-    --service-cluster-ip-range "$SERVICE_CIDR" --cert-dir "$DIR/controller-manager-certs" --profiling=false --v 1
+    --service-cluster-ip-range "$SERVICE_CIDR" --flex-volume-plugin-dir "$DIR/kubelet-plugins" \
+    --cert-dir "$DIR/controller-manager-certs" --profiling=false --v 1
   start_proc kube-scheduler "$K8S_BIN/kube-scheduler" \
     --kubeconfig "$DIR/config/scheduler.kubeconfig" \
     --authentication-kubeconfig "$DIR/config/scheduler.kubeconfig" \
@@ -552,11 +570,16 @@ local_up() {
 
 # Processes whose command line mentions our containerd socket (its shims).
 our_shims() {
-  local p
+  local p a argv
   for p in /proc/[0-9]*; do
-    if tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qxF "$CTRD_SOCK"; then
-      echo "${p#/proc/}"
-    fi
+    argv=()
+    mapfile -d '' -t argv 2>/dev/null <"$p/cmdline" || continue
+    for a in "${argv[@]}"; do
+      if [[ "$a" == "$CTRD_SOCK" ]]; then
+        echo "${p#/proc/}"
+        break
+      fi
+    done
   done
 }
 
@@ -567,18 +590,14 @@ unmount_under() { # unmount every mount point below $1, deepest first
   done < <(awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r -u)
 }
 
-delete_kube_chains() { # chains left by kube-proxy/kubelet that --cleanup did not remove
-  local cmd table chain
-  for cmd in iptables ip6tables; do
-    command -v "$cmd" >/dev/null || continue
-    for table in filter nat mangle; do
-      for chain in $("$cmd" -w -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ { print $2 }'); do
-        "$cmd" -w -t "$table" -F "$chain" 2>/dev/null || true
-      done
-      for chain in $("$cmd" -w -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ { print $2 }'); do
-        "$cmd" -w -t "$table" -X "$chain" 2>/dev/null || true
-      done
-    done
+delete_kube_chains() { # what kube-proxy --cleanup left (e.g. KUBE-FIREWALL and its jumps)
+  local family saved
+  for family in iptables ip6tables; do
+    command -v "$family-save" >/dev/null || continue
+    saved="$("$family-save" 2>/dev/null)" || continue
+    if [[ "$saved" == *KUBE-* ]]; then
+      grep -v -- 'KUBE-' <<<"$saved" | "$family-restore" -w 5 || log "could not remove the KUBE- rules of $family"
+    fi
   done
 }
 
@@ -608,6 +627,16 @@ local_down() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   remove_cgroups
+  # Directories containerd's shims make outside the state dir, and sockets of shims that
+  # were killed (no process listens on them any more).
+  local sock listening
+  if [[ -d /run/containerd/s ]]; then
+    listening="$(ss -xlH 2>/dev/null || true)"
+    for sock in /run/containerd/s/*; do
+      [[ -S "$sock" && "$listening" != *"$sock"* ]] && rm -f "$sock"
+    done
+  fi
+  rmdir /run/containerd/s /run/containerd/fifo /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd 2>/dev/null || true
   # Everything mounted in the cluster dir: pod volumes, container root filesystems,
   # sandbox /dev/shm and the pods' network namespaces (netns_mounts_under_state_dir).
   unmount_under "$DIR"
@@ -660,7 +689,7 @@ local_load() {
 kind_up() {
   mkdir -p "$DIR" "$LOGS"
   echo kind >"$DIR/mode"
-  if kind get clusters 2>/dev/null | grep -qx "$KIND_NAME"; then
+  if kind get clusters 2>/dev/null | grep -x "$KIND_NAME" >/dev/null; then
     kind get kubeconfig --name "$KIND_NAME" >"$KUBECONFIG_FILE"
     if kubectl --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; then
       log "kind cluster $KIND_NAME already up and healthy"
@@ -681,7 +710,7 @@ kind_up() {
 }
 
 kind_down() {
-  if command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx "$KIND_NAME"; then
+  if command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -x "$KIND_NAME" >/dev/null; then
     kind delete cluster --name "$KIND_NAME" >&2
   fi
   LAPIDARY_CLUSTER_DIR="$DIR" "$here/git-server.sh" stop >/dev/null 2>&1 || true
@@ -722,7 +751,7 @@ case "$cmd" in
     ;;
   status)
     if [[ "$(current_mode)" == kind ]]; then
-      kind get clusters 2>/dev/null | grep -qx "$KIND_NAME" && kubectl --kubeconfig "$KUBECONFIG_FILE" get nodes
+      kind get clusters 2>/dev/null | grep -x "$KIND_NAME" >/dev/null && kubectl --kubeconfig "$KUBECONFIG_FILE" get nodes
     else
       local_status
     fi

@@ -41,16 +41,18 @@ pod_address() {
   if [[ -f "$cluster_dir/mode" && "$(cat "$cluster_dir/mode")" == kind ]]; then
     docker network inspect kind -f '{{range .IPAM.Config}}{{if .Gateway}}{{.Gateway}} {{end}}{{end}}' 2>/dev/null |
       tr ' ' '\n' | grep -E '^[0-9.]+$' | head -n1
-  elif ip -4 -o addr show 2>/dev/null | grep -q " inet $bridge_ip/"; then
+  elif ip -4 -o addr show 2>/dev/null | grep " inet $bridge_ip/" >/dev/null; then
     echo "$bridge_ip"
   fi
 }
 
 alive() { # pid file, expected command word
-  local pid
+  local pid argv=()
   [[ -f "$1" ]] || return 1
   pid="$(cat "$1")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  mapfile -d '' -t argv 2>/dev/null <"/proc/$pid/cmdline" || return 1
+  [[ " ${argv[*]} " == *"$2"* ]]
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

@@ -103,8 +103,9 @@ if [[ ! -x "$ETCD_BIN/etcd" ]]; then
   t0=$(date +%s)
   (cd "$here/etcd" && go mod download -x) >>"$log" 2>&1 || { echo "build-k8s: go mod download failed; see $log" >&2; exit 1; }
   commit="$(origin_hash "$here/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION")"
+  commit="${commit:0:9}"
   build_one "$here/etcd" go.etcd.io/etcd/server/v3 "$ETCD_BIN/etcd" \
-    "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${commit:0:9}" "$log"
+    "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${commit:-unknown}" "$log"
   echo "$(date -u +%FT%TZ) etcd total $(($(date +%s) - t0))s" | tee -a "$log" >&2
 fi
 

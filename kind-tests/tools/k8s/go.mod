@@ -2,7 +2,8 @@
 // published k8s.io/kubernetes module. k8s.io/kubernetes requires its staging
 // modules at v0.0.0 (resolved by local replace directives in its own repository),
 // so every staging module is replaced here by its published release.
-// Kept in sync by kind-tests/tools/build-k8s.sh; change the versions together.
+// build-k8s.sh reads the k8s.io/kubernetes version from here. To move to another
+// patch release, change it and every replace version together, then `go mod tidy`.
 module lapidary.dev/kind-tests/tools/k8s
 
 go 1.25.0
