@@ -121,19 +121,21 @@ NSS
   chmod 0755 "$root$home"
 }
 
-build_image() { # name image bin home description
-  local name=$1 image=$2 bin=$3 home=$4 description=$5
+build_image() { # name image bin home workdir description
+  local name=$1 image=$2 bin=$3 home=$4 workdir=$5 description=$6
   local work="$out/.work/$name" archive="$out/$name.tar"
   stage_rootfs "$work/rootfs" "$name" "$bin" "$home"
 
   local ctr mnt
+  # Working containers left by an interrupted run of this script (its own store).
+  bah rm --all >/dev/null 2>&1 || true
   ctr="$(bah from --quiet scratch)"
   mnt="$(bah mount "$ctr")"
   cp -a "$work/rootfs/." "$mnt/"
   bah umount "$ctr" >/dev/null
   bah config \
     --entrypoint "[\"/usr/local/bin/$name\"]" --cmd '' \
-    --user "$UID_NONROOT:$UID_NONROOT" --workingdir "$home" \
+    --user "$UID_NONROOT:$UID_NONROOT" --workingdir "$workdir" \
     --env PATH=/usr/local/bin:/usr/bin:/bin \
     --env HOME="$home" \
     --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
@@ -200,6 +202,12 @@ verify_image() { # name image home
   [[ -s "$rootfs/etc/ssl/certs/ca-certificates.crt" ]] || die "no CA bundle in $image"
   [[ -d "$rootfs/tmp" && "$(stat -c %a "$rootfs/tmp")" == 1777 ]] || die "no /tmp in $image"
   [[ "$(stat -c %u "$rootfs$home")" == "$UID_NONROOT" ]] || die "$home not owned by $UID_NONROOT"
+  [[ "$(stat -c %u "$rootfs/")" == 0 && "$(stat -c %u:%a "$rootfs/usr/local/bin/$name")" == 0:755 ]] ||
+    die "/ or the binary not owned by root in $image"
+  if [[ $name == lapidary-operator ]]; then
+    in_image "$rootfs" "$home" "$name" crd 2>&1 | grep -q "^kind: CustomResourceDefinition" ||
+      die "'lapidary-operator crd' does not print the CRD in $image"
+  fi
   rm -rf "$dir"
   log "verified $image: '$name --help' runs as $UID_NONROOT; localhost -> $(awk 'NR==1{print $1}' <<<"$hosts"); $(cut -d: -f1,3,6 <<<"$passwd")"
 }
@@ -229,13 +237,13 @@ main() {
     case $w in
       operator)
         [[ -x $op_bin ]] || die "no operator binary at $op_bin"
-        build_image lapidary-operator "lapidary/operator:$tag" "$op_bin" / \
+        build_image lapidary-operator "lapidary/operator:$tag" "$op_bin" /home/nonroot / \
           "lapidary's Kubernetes operator: runs IntegrationRuns as Indexed Jobs"
-        verify_image lapidary-operator "lapidary/operator:$tag" /
+        verify_image lapidary-operator "lapidary/operator:$tag" /home/nonroot
         ;;
       integrator)
         [[ -x $in_bin ]] || die "no integrator binary at $in_bin"
-        build_image lapidary-integrator "lapidary/integrator:$tag" "$in_bin" /work \
+        build_image lapidary-integrator "lapidary/integrator:$tag" "$in_bin" /work /work \
           "lapidary's integrator: per-module steps, merges and the prepare step"
         verify_image lapidary-integrator "lapidary/integrator:$tag" /work
         ;;

@@ -12,7 +12,7 @@
 //!
 //! Everything is a function of the options: the same seed gives the same bytes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -254,8 +254,8 @@ fn draw(opts: &ExampleOptions) -> Result<Vec<ExampleModule>, ExampleError> {
                 .collect()
         })
         .collect();
-    for i in 0..modules.len() {
-        let level = modules[i].level;
+    for module in modules.iter_mut() {
+        let level = module.level;
         if level == 0 {
             continue;
         }
@@ -269,7 +269,7 @@ fn draw(opts: &ExampleOptions) -> Result<Vec<ExampleModule>, ExampleError> {
             let pool = &by_level[l];
             deps.insert(pool[rng.below(pool.len())]);
         }
-        modules[i].deps = deps
+        module.deps = deps
             .into_iter()
             .map(|d| (d, STYLES[rng.below(STYLES.len())]))
             .collect();
@@ -278,11 +278,25 @@ fn draw(opts: &ExampleOptions) -> Result<Vec<ExampleModule>, ExampleError> {
 }
 
 fn value(modules: &[ExampleModule], m: usize, x: u64) -> u64 {
+    value_memo(modules, m, x, &mut HashMap::new())
+}
+
+// Memoized: without it a deep DAG costs exponential time.
+fn value_memo(
+    modules: &[ExampleModule],
+    m: usize,
+    x: u64,
+    memo: &mut HashMap<(usize, u64), u64>,
+) -> u64 {
+    if let Some(v) = memo.get(&(m, x)) {
+        return *v;
+    }
     let module = &modules[m];
     let mut v = (x * module.factor + module.offset) % MODULUS;
     for (j, (d, _)) in module.deps.iter().enumerate() {
-        v = (v + value(modules, *d, x + j as u64 + 1)) % MODULUS;
+        v = (v + value_memo(modules, *d, x + j as u64 + 1, memo)) % MODULUS;
     }
+    memo.insert((m, x), v);
     v
 }
 

@@ -136,7 +136,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ready = {
         let health = health.clone();
         async move {
-            tracing::info!("waiting for the caches");
             if stores.wait_until_ready().await {
                 tracing::info!("caches synced");
                 health.set_ready(true);
@@ -153,7 +152,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     tokio::pin!(controller);
     tokio::select! {
-        () = &mut controller => Ok(()),
+        () = &mut controller => {
+            if let Some(lock) = &lease {
+                lock.release().await;
+            }
+            Ok(())
+        }
         () = lost => {
             health.set_ready(false);
             let _ = stop_tx.send(());

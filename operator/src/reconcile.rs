@@ -354,13 +354,23 @@ pub struct Stores {
 impl Stores {
     /// Waits until every cache holds its first full list.
     pub async fn wait_until_ready(&self) -> bool {
-        let runs = self.runs.wait_until_ready().await.is_ok();
-        tracing::debug!(runs, "runs cache synced");
-        let jobs = self.jobs.wait_until_ready().await.is_ok();
-        tracing::debug!(jobs, "jobs cache synced");
-        let pods = self.pods.wait_until_ready().await.is_ok();
-        tracing::debug!(pods, "pods cache synced");
-        runs && jobs && pods
+        ready(&self.runs).await && ready(&self.jobs).await && ready(&self.pods).await
+    }
+}
+
+/// Waits for a store's first full list. Re-polls every second: kube's readiness
+/// signal wakes only the latest of several waiters (the controller also waits on the
+/// runs store), so a single long wait could sleep forever.
+async fn ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_elapsed) => continue,
+        }
     }
 }
 
@@ -445,18 +455,30 @@ pub fn controller(
     };
     (stores, fut)
 }
+
 #[cfg(test)]
-mod tmp_ready {
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store::Writer;
+
+    /// Our readiness waiter, then the controller's: kube wakes only the latest, and
+    /// ours must still see the store ready.
     #[tokio::test]
-    async fn ready() {
-        use kube::runtime::reflector::store::Writer;
-        use kube::runtime::watcher;
-        let mut w: Writer<k8s_openapi::api::core::v1::Pod> = Writer::default();
-        let r = w.as_reader();
-        let t = tokio::spawn(async move { r.wait_until_ready().await.is_ok() });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        w.apply_watcher_event(&watcher::Event::Init);
-        w.apply_watcher_event(&watcher::Event::InitDone);
-        assert!(tokio::time::timeout(std::time::Duration::from_secs(2), t).await.unwrap().unwrap());
+    async fn readiness_is_seen_despite_a_second_waiter() {
+        let mut writer: Writer<Pod> = Writer::default();
+        let store = writer.as_reader();
+        let (ours, controllers) = (store.clone(), store.clone());
+        let ours = tokio::spawn(async move { ready(&ours).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let controllers = tokio::spawn(async move { controllers.wait_until_ready().await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let limit = Duration::from_secs(5);
+        assert!(tokio::time::timeout(limit, controllers)
+            .await
+            .unwrap()
+            .unwrap());
+        assert!(tokio::time::timeout(limit, ours).await.unwrap().unwrap());
     }
 }

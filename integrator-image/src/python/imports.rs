@@ -171,7 +171,7 @@ pub fn fix_imports(
     for stmt in &statements {
         match stmt.kind() {
             "import_statement" => fixer.import_statement(*stmt),
-            _ => fixer.from_statement(*stmt),
+            _ => fixer.import_from_statement(*stmt),
         }
     }
     let needs_walk = moves.roots().any(|r| source.contains(r))
@@ -422,7 +422,7 @@ impl<'a> Fixer<'a> {
         target.to_owned()
     }
 
-    fn from_statement(&mut self, stmt: Node<'_>) {
+    fn import_from_statement(&mut self, stmt: Node<'_>) {
         let Some(module_node) = stmt.child_by_field_name("module_name") else {
             return;
         };
