@@ -73,9 +73,9 @@ copy_libs() { # root bin
   if grep -q "not found" <<<"$deps"; then die "$bin needs libraries that are missing: $deps"; fi
   if grep -q "statically linked" <<<"$deps"; then return; fi
   local lib
-  for lib in $(awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' <<<"$deps"); do
+  while read -r lib; do
     copy_in "$root" "$lib"
-  done
+  done < <(awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' <<<"$deps")
 }
 
 stage_rootfs() { # root name bin home
@@ -249,6 +249,7 @@ main() {
         ;;
     esac
   done
+  rmdir "$out/.work" "$out/.verify" 2>/dev/null || true
 }
 
 main "$@"

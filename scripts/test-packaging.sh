@@ -29,7 +29,12 @@ trap 'rm -rf "$tmp"' EXIT
 
 passed=0 failed=0 skipped=0
 ok() { echo "ok      $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL    $1"; [[ -n "${2:-}" ]] && sed 's/^/        /' <<<"$2"; failed=$((failed + 1)); }
+bad() {
+  echo "FAIL    $1"
+  # shellcheck disable=SC2001 # sed indents every line of a multi-line detail
+  if [[ -n "${2:-}" ]]; then sed "s/^/        /" <<<"$2"; fi
+  failed=$((failed + 1))
+}
 skip() { echo "skipped $1 ($2)"; skipped=$((skipped + 1)); }
 # check NAME CMD...: passes when CMD exits 0; shows its output when it does not.
 check() {
@@ -95,9 +100,12 @@ refuse "a ServiceMonitor needs the metrics Service" "needs metrics.service.enabl
 notes() { # scope namespace
   KUBECONFIG=/nonexistent "$HELM" install lapidary "$CHART" --namespace "$2" --set scope="$1" --dry-run=client \
     | sed -n '/^NOTES:/,$p' >"$tmp/notes-$1.txt"
-  grep -q "kubectl -n $3 get ir -w" "$tmp/notes-$1.txt" &&
-    grep -q "kubectl apply -n $3 -f -" "$tmp/notes-$1.txt" &&
-    grep -q "kind: IntegrationRun" "$tmp/notes-$1.txt" || { cat "$tmp/notes-$1.txt"; return 1; }
+  if ! grep -q "kubectl -n $3 get ir -w" "$tmp/notes-$1.txt" ||
+    ! grep -q "kubectl apply -n $3 -f -" "$tmp/notes-$1.txt" ||
+    ! grep -q "kind: IntegrationRun" "$tmp/notes-$1.txt"; then
+    cat "$tmp/notes-$1.txt"
+    return 1
+  fi
 }
 check "NOTES.txt tells how to start and watch a first run (cluster scope)" notes cluster lapidary-system default
 check "NOTES.txt tells how to start and watch a first run (namespace scope)" notes namespace team-a team-a

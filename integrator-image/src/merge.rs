@@ -185,24 +185,96 @@ fn merge_one(
     let ancestor = base.tree().map_err(Error::git("base tree"))?;
     let ours = head.tree().map_err(Error::git("head tree"))?;
     let their_tree = theirs.tree().map_err(Error::git("module tree"))?;
-    // Module commits are exact renames plus new files: rename detection (quadratic in
-    // the changes already merged) finds nothing a plain three-way merge misses.
-    let mut options = git2::MergeOptions::new();
-    options.find_renames(false);
-    let mut index = repo
-        .merge_trees(&ancestor, &ours, &their_tree, Some(&options))
-        .map_err(Error::git(format!("merge {}", module.name)))?;
-    if index.has_conflicts() {
-        return Ok(None);
-    }
-    let tree = index
-        .write_tree_to(repo)
-        .map_err(Error::git(format!("write the merge of {}", module.name)))?;
+    let tree = match merge_disjoint(repo, &ancestor, &ours, &their_tree) {
+        Ok(Some(tree)) => tree,
+        // Both sides changed a path (or a file became a directory): libgit2's full
+        // three-way merge decides, merging file contents where it can.
+        Ok(None) | Err(_) => {
+            // Module commits are exact renames plus new files: rename detection
+            // (quadratic in the changes already merged) finds nothing more here.
+            let mut options = git2::MergeOptions::new();
+            options.find_renames(false);
+            let mut index = repo
+                .merge_trees(&ancestor, &ours, &their_tree, Some(&options))
+                .map_err(Error::git(format!("merge {}", module.name)))?;
+            if index.has_conflicts() {
+                return Ok(None);
+            }
+            index
+                .write_tree_to(repo)
+                .map_err(Error::git(format!("write the merge of {}", module.name)))?
+        }
+    };
     let message = format!(
         "lapidary: merge {} into {branch} (level {level})\n\n{} -> {}\n",
         module.name, module.path, module.target
     );
     git::commit(repo, tree, &[head, theirs], &plan.author, time, &message).map(Some)
+}
+
+/// The three-way merge when no path changed on both sides differently (the usual
+/// case: modules touch disjoint paths): `theirs`' changes against `base` applied to
+/// `ours`, rewriting only the trees along the changed paths. `None` when a path
+/// changed on both sides in different ways.
+fn merge_disjoint(
+    repo: &Repository,
+    base: &git2::Tree<'_>,
+    ours: &git2::Tree<'_>,
+    theirs: &git2::Tree<'_>,
+) -> std::result::Result<Option<Oid>, git2::Error> {
+    let diff = repo.diff_tree_to_tree(Some(base), Some(theirs), None)?;
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    let entry_of = |file: git2::DiffFile<'_>| -> Option<(Oid, u32)> {
+        file.exists().then(|| (file.id(), u32::from(file.mode())))
+    };
+    let mut changes = 0;
+    for delta in diff.deltas() {
+        let Some(path) = delta.new_file().path().or(delta.old_file().path()) else {
+            return Ok(None);
+        };
+        let base_entry = entry_of(delta.old_file());
+        let their_entry = entry_of(delta.new_file());
+        let our_entry = match ours.get_path(path) {
+            Ok(e) if e.kind() != Some(git2::ObjectType::Tree) => {
+                Some((e.id(), u32::try_from(e.filemode()).unwrap_or(0)))
+            }
+            Ok(_) => return Ok(None),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if our_entry == their_entry {
+            continue;
+        }
+        if our_entry != base_entry {
+            return Ok(None);
+        }
+        match their_entry {
+            Some((oid, mode)) => {
+                let Some(mode) = file_mode(mode) else {
+                    return Ok(None);
+                };
+                update.upsert(path, oid, mode);
+            }
+            None => {
+                update.remove(path);
+            }
+        }
+        changes += 1;
+    }
+    if changes == 0 {
+        return Ok(Some(ours.id()));
+    }
+    update.create_updated(repo, ours).map(Some)
+}
+
+fn file_mode(mode: u32) -> Option<git2::FileMode> {
+    match mode {
+        git::MODE_FILE => Some(git2::FileMode::Blob),
+        git::MODE_EXEC => Some(git2::FileMode::BlobExecutable),
+        git::MODE_LINK => Some(git2::FileMode::Link),
+        git::MODE_GITLINK => Some(git2::FileMode::Commit),
+        _ => None,
+    }
 }
 
 /// Rewrites references to the `merged` modules' new places in every Python file of

@@ -487,3 +487,85 @@ fn repository_helper_reports_syntax_errors() {
         Err(PythonError::Syntax { .. })
     ));
 }
+
+#[test]
+fn decorators_annotations_and_aliased_relative_imports() {
+    let src = "\
+import candidate.memory.fold
+from .fold import f as g
+
+
+@candidate.memory.fold.decorate
+def h(x: candidate.memory.fold.Kind) -> None:
+    return g(x)
+";
+    let want = "\
+import lukhas.memory.fold
+from lukhas.memory.fold import f as g
+
+
+@lukhas.memory.fold.decorate
+def h(x: lukhas.memory.fold.Kind) -> None:
+    return g(x)
+";
+    assert_eq!(
+        fix_at("candidate/memory/user.py", "candidate/memory/user.py", src),
+        want
+    );
+}
+
+#[test]
+fn relative_import_beyond_the_top_package_is_a_warning() {
+    let src = "from .... import fold\n";
+    let out = fix_imports(
+        src,
+        "candidate/memory/x.py",
+        "candidate/memory/x.py",
+        &moves(),
+    )
+    .unwrap();
+    assert_eq!(out.text, src);
+    assert_eq!(out.warnings.len(), 1);
+    assert!(out.warnings[0].starts_with("candidate/memory/x.py:1:"));
+}
+
+#[test]
+fn a_moved_file_rewritten_again_in_place_is_stable() {
+    // The module step fixes a moved file against its old place; the merge step's
+    // repository-wide pass then sees it in place and must leave it alone.
+    let src = "from ..other import h\nfrom . import core\nimport candidate.bridge.api\n";
+    let first = fix_at(
+        "candidate/memory/fold/helpers.py",
+        "lukhas/memory/fold/helpers.py",
+        src,
+    );
+    assert_eq!(
+        first,
+        "from candidate.memory.other import h\nfrom . import core\nimport lukhas.bridge.api\n"
+    );
+    let files = vec![("lukhas/memory/fold/helpers.py".to_owned(), first)];
+    let (changes, warnings) = fix_repository(&files, &moves()).unwrap();
+    assert!(changes.is_empty(), "{changes:?}");
+    assert!(warnings.is_empty());
+}
+
+#[test]
+fn many_files_are_rewritten_in_parallel_in_input_order() {
+    let files: Vec<(String, String)> = (0..300)
+        .map(|i| {
+            let text = if i % 3 == 0 {
+                format!("import candidate.memory.fold as f{i}\n")
+            } else {
+                format!("import os  # file {i}\n")
+            };
+            (format!("pkg/m{i}.py"), text)
+        })
+        .collect();
+    let (changes, _) = fix_repository(&files, &moves()).unwrap();
+    assert_eq!(changes.len(), 100);
+    for (k, c) in changes.iter().enumerate() {
+        assert_eq!(c.path, format!("pkg/m{}.py", 3 * k));
+        assert_eq!(c.text, format!("import lukhas.memory.fold as f{}\n", 3 * k));
+        assert_eq!(c.edits, 1);
+    }
+}
