@@ -631,10 +631,21 @@ pub fn init_git(repo_dir: &Path) -> Result<git2::Oid, ExampleError> {
     Ok(oid)
 }
 
+/// Generates the example into `dir` and commits its tree on `main`: a ready
+/// repository at `dir/repo` and the run at `dir/run.yaml`.
+pub fn generate_and_commit(
+    dir: &Path,
+    opts: &ExampleOptions,
+) -> Result<(ExampleRepo, git2::Oid), ExampleError> {
+    let example = generate(dir, opts)?;
+    let commit = init_git(&example.root)?;
+    Ok((example, commit))
+}
+
 /// `lapidary-integrator example-repo DIR --modules N --levels L --seed S`: generates
 /// the example into `DIR` and commits the tree on `main`.
 pub fn generate_cli(args: &crate::cli::ExampleArgs) -> Result<(), ExampleError> {
-    let example = generate(
+    let (example, commit) = generate_and_commit(
         &args.dir,
         &ExampleOptions {
             modules: args.modules,
@@ -642,7 +653,6 @@ pub fn generate_cli(args: &crate::cli::ExampleArgs) -> Result<(), ExampleError> 
             seed: args.seed,
         },
     )?;
-    let commit = init_git(&example.root)?;
     tracing::info!(
         repo = %example.root.display(),
         run = %example.run_yaml_path.display(),
@@ -659,4 +669,76 @@ pub fn generate_cli(args: &crate::cli::ExampleArgs) -> Result<(), ExampleError> 
         example.run_yaml_path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_level_is_reached_by_a_chain_of_dependencies() {
+        let modules = draw(&ExampleOptions {
+            modules: 40,
+            levels: 5,
+            seed: 9,
+        })
+        .unwrap();
+        for m in &modules {
+            if m.level == 0 {
+                assert!(m.deps.is_empty());
+            } else {
+                assert!(m.deps.iter().all(|(d, _)| modules[*d].level < m.level));
+                assert!(m.deps.iter().any(|(d, _)| modules[*d].level == m.level - 1));
+            }
+        }
+        for level in 0..5 {
+            assert!(modules.iter().any(|m| m.level == level));
+        }
+    }
+
+    #[test]
+    fn values_follow_the_dependencies() {
+        let modules = draw(&ExampleOptions {
+            modules: 10,
+            levels: 3,
+            seed: 5,
+        })
+        .unwrap();
+        let m = modules
+            .iter()
+            .position(|m| m.level == 2)
+            .expect("a level-2 module");
+        let module = &modules[m];
+        let mut want = (4 * module.factor + module.offset) % MODULUS;
+        for (j, (d, _)) in module.deps.iter().enumerate() {
+            want = (want + value(&modules, *d, 4 + j as u64 + 1)) % MODULUS;
+        }
+        assert_eq!(value(&modules, m, 4), want);
+    }
+
+    #[test]
+    fn generate_and_commit_writes_a_committed_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ExampleOptions {
+            modules: 6,
+            levels: 2,
+            seed: 1,
+        };
+        let (example, oid) = generate_and_commit(&dir.path().join("ex"), &opts).unwrap();
+        let repo = git2::Repository::open(&example.root).unwrap();
+        let head = repo.head().unwrap();
+        assert_eq!(head.shorthand(), Some("main"));
+        let commit = head.peel_to_commit().unwrap();
+        assert_eq!(commit.id(), oid);
+        assert_eq!(commit.time().seconds(), COMMIT_TIME);
+        assert_eq!(commit.author().name(), Some(AUTHOR_NAME));
+        assert!(commit
+            .tree()
+            .unwrap()
+            .get_path(Path::new("tests/__init__.py"))
+            .is_ok());
+        assert!(dir.path().join("ex/run.yaml").exists());
+        // A second run into the same place is refused.
+        assert!(generate_and_commit(&dir.path().join("ex"), &opts).is_err());
+    }
 }

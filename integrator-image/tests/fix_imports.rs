@@ -569,3 +569,26 @@ fn many_files_are_rewritten_in_parallel_in_input_order() {
         assert_eq!(c.edits, 1);
     }
 }
+
+#[test]
+fn names_moving_to_different_places_get_one_statement_each() {
+    let mut moves = moves();
+    moves
+        .insert_path("candidate/memory/trace.py", "lukhas/tracing/trace.py")
+        .unwrap();
+    let out = fix_imports(
+        "from candidate.memory import fold, trace  # both move\n",
+        "a.py",
+        "a.py",
+        &moves,
+    )
+    .unwrap();
+    assert_eq!(
+        out.text,
+        "from lukhas.memory import fold  # both move\nfrom lukhas.tracing import trace\n"
+    );
+    assert_eq!(
+        fix("from candidate.memory import (fold, other)\n"),
+        "from candidate.memory import (other)\nfrom lukhas.memory import fold\n"
+    );
+}

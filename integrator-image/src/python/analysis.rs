@@ -127,6 +127,32 @@ pub fn analyze_module(
             }));
         }
     }
+    // A package re-exporting a submodule's name (`from .core import f` and `f` in
+    // `__all__`) documents it with the submodule's kind and docstring.
+    let found: Vec<Option<(SymbolKind, Option<String>)>> = out
+        .symbols
+        .iter()
+        .map(|s| {
+            if s.kind != SymbolKind::Reexport {
+                return None;
+            }
+            out.symbols
+                .iter()
+                .find(|o| {
+                    o.kind != SymbolKind::Reexport
+                        && o.name
+                            .rsplit_once('.')
+                            .is_some_and(|(_, last)| last == s.name)
+                })
+                .map(|o| (o.kind, o.doc.clone()))
+        })
+        .collect();
+    for (symbol, found) in out.symbols.iter_mut().zip(found) {
+        if let Some((kind, doc)) = found {
+            symbol.kind = kind;
+            symbol.doc = doc;
+        }
+    }
     out.imports = imports.into_iter().collect();
     Ok(out)
 }
@@ -802,6 +828,9 @@ except ImportError:
         assert_eq!(info.docstring.as_deref(), Some("Fold."));
         let names: Vec<&str> = info.symbols.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, vec!["g", "core.g"]);
+        // The re-export takes the submodule's kind and docstring.
+        assert_eq!(info.symbols[0].kind, SymbolKind::Function);
+        assert_eq!(info.symbols[0].doc.as_deref(), Some("G."));
         assert_eq!(
             info.imports,
             vec!["candidate.bridge.api", "lukhas.memory.other"]
