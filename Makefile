@@ -10,7 +10,7 @@ help:
 	@echo "make test     every test: format, lint, unit, packaging, end to end"
 	@echo "make bench    local mode against the Python/git-CLI baseline"
 	@echo "make images   build the operator and integrator images into target/images/"
-	@echo "make crd      regenerate deploy/crd.yaml and the chart's copy"
+	@echo "make crd      regenerate deploy/crd.yaml, the chart's copy and deploy/install.yaml"
 
 demo:
 	scripts/demo.sh
@@ -37,7 +37,7 @@ images:
 
 crd:
 	$(CARGO) run -q -p lapidary-operator -- crd > deploy/crd.yaml
-	cp deploy/crd.yaml charts/lapidary/crds/integrationruns.lapidary.dev.yaml
+	scripts/regen-deploy.sh
 
 plan-sample:
 	$(CARGO) run -q -p lapidary-operator -- plan deploy/samples/gems-166.yaml
