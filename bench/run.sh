@@ -22,12 +22,25 @@ git clone --quiet --bare "$dir/example/repo" "$dir/lapidary.git"
 git clone --quiet --bare "$dir/example/repo" "$dir/baseline.git"
 
 now() { date +%s.%N; }
+# timed OUT CMD...: runs CMD, writing its user and sys CPU seconds to OUT.
+timed() {
+    local out=$1; shift
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f "%U %S" -o "$out" "$@"
+    else
+        echo "nan nan" > "$out"; "$@"
+    fi
+}
 
+# CPU seconds (user + sys, children included) are printed too: on a shared machine
+# the wall clock moves with everyone else's load.
 t0=$(now)
-"$bin" local "$dir/example/run.yaml" --repo "$dir/lapidary.git" --workers "$workers" \
+timed "$dir/lapidary.cpu" \
+    "$bin" local "$dir/example/run.yaml" --repo "$dir/lapidary.git" --workers "$workers" \
     --workdir "$dir/lapidary-work" --json > "$dir/lapidary.json" 2> "$dir/lapidary.log"
 t1=$(now)
-python3 bench/baseline.py "$dir/example/run.yaml" "$dir/baseline.git" "$dir/baseline-work" \
+timed "$dir/baseline.cpu" \
+    python3 bench/baseline.py "$dir/example/run.yaml" "$dir/baseline.git" "$dir/baseline-work" \
     --workers "$workers" > "$dir/baseline.json" 2> "$dir/baseline.log"
 t2=$(now)
 
@@ -57,7 +70,11 @@ print(f"lapidary local : {ours_s:7.2f}s  {n / ours_s:7.1f} modules/s  "
       f"({ours['succeeded']} integrated; {ours_tests})")
 print(f"baseline (git) : {base_s:7.2f}s  {n / base_s:7.1f} modules/s  "
       f"({base['modules'] - base['failed'] - base['conflicts']} integrated; {base_tests})")
-print(f"ratio          : {base_s / ours_s:7.2f}x")
+cpu = lambda name: sum(map(float, open(f"{d}/{name}.cpu").read().split()))
+ours_cpu, base_cpu = cpu("lapidary"), cpu("baseline")
+print(f"ratio          : {base_s / ours_s:7.2f}x wall clock")
+print(f"cpu seconds    : lapidary {ours_cpu:.2f}s, baseline {base_cpu:.2f}s "
+      f"(ratio {base_cpu / ours_cpu:.2f}x)")
 mods = sum(l["modulesMs"] for l in ours["levels"]) / 1000
 merges = sum(l["mergeMs"] for l in ours["levels"]) / 1000
 per = sorted(m["ms"] for m in ours["modules"] if m["outcome"] == "succeeded")

@@ -175,7 +175,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Prepare(args) => {
             let doc = ResultDocument::new(Role::Prepare, Outcome::Succeeded);
-            job(&args, doc, |ctx, doc| prepare::prepare(ctx, doc))
+            job(&args, doc, prepare::prepare)
         }
         Command::Integrate(args) => {
             let mut doc = ResultDocument::new(Role::Module, Outcome::Succeeded);

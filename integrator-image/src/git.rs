@@ -76,9 +76,20 @@ impl RemoteRepo {
             .map_err(|e| self.remote_error("open", &e))
     }
 
-    /// Opens the work repository in `workdir` (see [`open_work_repo`]); for a local
-    /// remote, its objects become readable through an alternate.
+    /// Opens the work repository in `workdir` (see [`open_work_repo`]): reused for a
+    /// local remote, whose objects become readable through an alternate; new for any
+    /// other remote.
     pub fn open_work_repo(&self, workdir: &Path) -> Result<Repository> {
+        if !self.is_local() {
+            // A shallow repository left by an earlier command knows its shallow
+            // boundary only in the process that fetched it (libgit2 then walks past it
+            // when pushing): start fresh, as a pod does.
+            let dir = workdir.join(WORK_REPO);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .map_err(Error::io(format!("remove {}", dir.display())))?;
+            }
+        }
         let repo = open_work_repo(workdir)?;
         if let Some(remote) = self.local_repo()? {
             let objects = remote.path().join("objects");
@@ -138,7 +149,8 @@ impl RemoteRepo {
             return Ok(());
         }
         if let Some(remote) = self.local_repo()? {
-            return local_fetch(&remote, repo, refspecs).map_err(|e| self.remote_error("fetch", &e));
+            return local_fetch(&remote, repo, refspecs)
+                .map_err(|e| self.remote_error("fetch", &e));
         }
         let mut remote = repo
             .remote_anonymous(&self.url)
@@ -255,7 +267,11 @@ fn split_refspec(spec: &str) -> (bool, &str, &str) {
 
 /// "Fetches" from a local repository whose objects are an alternate of `repo`: only
 /// the references are set.
-fn local_fetch(remote: &Repository, repo: &Repository, refspecs: &[String]) -> Result<(), git2::Error> {
+fn local_fetch(
+    remote: &Repository,
+    repo: &Repository,
+    refspecs: &[String],
+) -> Result<(), git2::Error> {
     let heads = local_list(remote)?;
     for spec in refspecs {
         let (_, src, dst) = split_refspec(spec);
@@ -277,38 +293,66 @@ fn local_fetch(remote: &Repository, repo: &Repository, refspecs: &[String]) -> R
     Ok(())
 }
 
-/// Copies the objects reachable from `oid` that `to` lacks from `from`. A tree the
+/// Fewer objects than this are copied loose; more go as one pack.
+const LOOSE_LIMIT: usize = 64;
+
+/// Copies the objects reachable from `oid` that `to` lacks from `from`: loose when
+/// they are few, else as one pack (as git's own push writes). A tree the
 /// destination has is complete there, so it is not descended.
 fn copy_missing(from: &Repository, to: &Repository, oid: Oid) -> Result<usize, git2::Error> {
-    let src = from.odb()?;
     let dst = to.odb()?;
     let mut stack = vec![oid];
-    let mut copied = 0;
+    let mut missing = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     while let Some(id) = stack.pop() {
-        if dst.exists(id) {
+        if !seen.insert(id) || dst.exists(id) {
             continue;
         }
-        let object = src.read(id)?;
+        let object = from.find_object(id, None)?;
         match object.kind() {
-            ObjectType::Commit => {
-                let commit = from.find_commit(id)?;
-                stack.push(commit.tree_id());
-                stack.extend(commit.parent_ids());
+            Some(ObjectType::Commit) => {
+                if let Some(commit) = object.as_commit() {
+                    stack.push(commit.tree_id());
+                    stack.extend(commit.parent_ids());
+                }
             }
-            ObjectType::Tree => {
-                let tree = from.find_tree(id)?;
-                stack.extend(
-                    tree.iter()
-                        .filter(|e| e.kind() != Some(ObjectType::Commit))
-                        .map(|e| e.id()),
-                );
+            Some(ObjectType::Tree) => {
+                if let Some(tree) = object.as_tree() {
+                    stack.extend(
+                        tree.iter()
+                            .filter(|e| e.kind() != Some(ObjectType::Commit))
+                            .map(|e| e.id()),
+                    );
+                }
             }
             _ => {}
         }
-        dst.write(object.kind(), object.data())?;
-        copied += 1;
+        missing.push(id);
     }
-    Ok(copied)
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    if missing.len() < LOOSE_LIMIT {
+        // A module's dozen objects: loose objects keep the remote from piling up
+        // one small pack per module, which every later process would open.
+        let src = from.odb()?;
+        for id in &missing {
+            let object = src.read(*id)?;
+            dst.write(object.kind(), object.data())?;
+        }
+        return Ok(missing.len());
+    }
+    let mut builder = from.packbuilder()?;
+    for id in &missing {
+        builder.insert_object(*id, None)?;
+    }
+    let mut pack = git2::Buf::new();
+    builder.write_buf(&mut pack)?;
+    let mut writer = dst.packwriter()?;
+    std::io::Write::write_all(&mut writer, &pack)
+        .map_err(|e| git2::Error::from_str(&format!("write pack: {e}")))?;
+    writer.commit()?;
+    Ok(missing.len())
 }
 
 /// Pushes to a local repository. `Ok(Some((ref, why)))` when a reference is refused
@@ -322,9 +366,17 @@ fn local_push(
         let (force, src, dst) = split_refspec(spec);
         let oid = repo.refname_to_id(src)?;
         let checked_out = !remote.is_bare()
-            && remote.head().ok().and_then(|h| h.name().map(str::to_owned)).as_deref() == Some(dst);
+            && remote
+                .head()
+                .ok()
+                .and_then(|h| h.name().map(str::to_owned))
+                .as_deref()
+                == Some(dst);
         if checked_out {
-            return Ok(Some((dst.to_owned(), "it is checked out in the remote's working tree".to_owned())));
+            return Ok(Some((
+                dst.to_owned(),
+                "it is checked out in the remote's working tree".to_owned(),
+            )));
         }
         copy_missing(repo, remote, oid)?;
         let current = remote.refname_to_id(dst).ok();

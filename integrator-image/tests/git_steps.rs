@@ -47,7 +47,7 @@ fn fixture(root: &Path) -> git2::Oid {
 struct Setup {
     _tmp: tempfile::TempDir,
     root: std::path::PathBuf,
-    daemon: Daemon,
+    _daemon: Daemon,
     plan: std::path::PathBuf,
     repo: std::path::PathBuf,
 }
@@ -64,7 +64,7 @@ fn setup() -> Setup {
         repo: root.join("r.git"),
         root: tmp.path().to_path_buf(),
         _tmp: tmp,
-        daemon,
+        _daemon: daemon,
         plan,
     }
 }

@@ -182,3 +182,67 @@ spec:
         "{stderr}"
     );
 }
+
+#[test]
+fn the_network_path_and_the_local_path_give_the_same_commits() {
+    // Over git:// every command fetches (shallow) and pushes through libgit2's
+    // transport, as the cluster's pods do; over a path the objects are shared.
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = ExampleOptions {
+        modules: 12,
+        levels: 3,
+        seed: 5,
+    };
+    let example = example_repo::generate(&tmp.path().join("ex"), &opts).unwrap();
+    example_repo::init_git(&example.root).unwrap();
+    let served = tmp.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let mut heads = Vec::new();
+    for name in ["net.git", "path.git"] {
+        git2::build::RepoBuilder::new()
+            .bare(true)
+            .clone(example.root.to_str().unwrap(), &served.join(name))
+            .unwrap();
+    }
+    let daemon = Daemon::start(&served);
+    let url = daemon.url("net.git");
+    let mut cmd = Command::new(BIN);
+    let out = cmd
+        .args([
+            "local",
+            example.run_yaml_path.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--json",
+        ])
+        .args(["--repo", &url, "--workdir"])
+        .arg(tmp.path().join("w-net"))
+        .env(
+            "LAPIDARY_CREDENTIALS_DIR",
+            "/nonexistent/lapidary-test-creds",
+        )
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        summary["succeeded"],
+        12,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    heads.push(summary["headCommit"].as_str().unwrap().to_owned());
+    let (code, summary, stderr) = local(
+        &example.run_yaml_path,
+        &tmp.path().join("w-path"),
+        "2",
+        Some(&served.join("path.git")),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    heads.push(summary["headCommit"].as_str().unwrap().to_owned());
+    assert_eq!(heads[0], heads[1]);
+    assert_eq!(
+        branch_of(&served.join("net.git"), "integrate/example"),
+        heads[0]
+    );
+}

@@ -173,8 +173,10 @@ impl Scenario {
         let pods = e2e
             .kubectl
             .list(&e2e.operator_namespace, "pods", Some(&selector));
+        // Pods already being deleted (by an earlier call) are not deleted again.
         let names: Vec<String> = pods
             .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
             .collect();
         for n in &names {

@@ -129,13 +129,20 @@ class Handler(BaseHTTPRequestHandler):
                     status = int(value.strip().split()[0])
                 else:
                     headers.append((name, value.strip()))
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Connection", "close")
-            self.end_headers()
-            shutil.copyfileobj(proc.stdout, self.wfile, 1 << 16)
-            proc.wait()
+            # libgit2 (the integrator's git) cannot read a response whose body ends at
+            # connection close: spool the body and send its Content-Length.
+            with tempfile.TemporaryFile() as payload:
+                shutil.copyfileobj(proc.stdout, payload, 1 << 16)
+                proc.wait()
+                size = payload.tell()
+                payload.seek(0)
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(size))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                shutil.copyfileobj(payload, self.wfile, 1 << 16)
         self.close_connection = True
 
     do_GET = handle_git
