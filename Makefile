@@ -15,7 +15,7 @@ help:
 demo:
 	scripts/demo.sh
 
-test: fmt-check clippy unit packaging
+test: fmt-check clippy unit packaging e2e
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -23,8 +23,13 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The end-to-end scenarios need a cluster (they fail without one): they run in `e2e`.
 unit:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --exclude lapidary-kind-tests
+	$(CARGO) test -p lapidary-kind-tests --lib
+
+e2e:
+	kind-tests/e2e.sh
 
 packaging:
 	scripts/test-packaging.sh

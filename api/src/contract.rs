@@ -424,7 +424,9 @@ modules:
     fn bounded_json_stays_valid_and_small() {
         let mut doc = ResultDocument::new(Role::Merge, Outcome::Failed);
         doc.error = Some("é".repeat(10_000));
-        doc.warnings = (0..500).map(|i| format!("warning {i} {}", "x".repeat(100))).collect();
+        doc.warnings = (0..500)
+            .map(|i| format!("warning {i} {}", "x".repeat(100)))
+            .collect();
         doc.conflicts = (0..1000).map(|i| format!("module-{i:04}")).collect();
         doc.steps = (0..50)
             .map(|i| StepResult {

@@ -108,7 +108,9 @@ pub enum PlanError {
         outer_path: String,
     },
     /// A module that would move into another module's (or its own) current place.
-    #[error("module {module:?}: target {target:?} is inside module {outer:?} (path {outer_path:?})")]
+    #[error(
+        "module {module:?}: target {target:?} is inside module {outer:?} (path {outer_path:?})"
+    )]
     TargetInsideModule {
         /// The module.
         module: String,
@@ -512,13 +514,7 @@ mod tests {
 
     #[test]
     fn cycle_is_named_in_order() {
-        let err = plan(&[
-            m("x", &[]),
-            m("a", &["b"]),
-            m("b", &["c"]),
-            m("c", &["a"]),
-        ])
-        .unwrap_err();
+        let err = plan(&[m("x", &[]), m("a", &["b"]), m("b", &["c"]), m("c", &["a"])]).unwrap_err();
         assert_eq!(
             err,
             PlanError::Cycle {
@@ -538,7 +534,10 @@ mod tests {
     fn refusals_name_the_problem() {
         let cases: Vec<(Vec<ModuleSpec>, &str)> = vec![
             (vec![], "no modules"),
-            (vec![m("a", &["zz"])], "depends on \"zz\", which is not a module"),
+            (
+                vec![m("a", &["zz"])],
+                "depends on \"zz\", which is not a module",
+            ),
             (vec![m("a", &["a"])], "\"a\" depends on itself"),
             (vec![m("a", &[]), m("a", &[])], "\"a\" is used twice"),
             (vec![m("Bad", &[])], "module name \"Bad\" is invalid"),
@@ -610,7 +609,10 @@ mod tests {
         ];
         for (modules, expected) in cases {
             let err = plan(&modules).expect_err(expected).to_string();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
         }
     }
 
@@ -636,7 +638,10 @@ mod tests {
     fn dag() -> impl Strategy<Value = Vec<ModuleSpec>> {
         (1usize..60)
             .prop_flat_map(|n| {
-                let edges = proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..4), n);
+                let edges = proptest::collection::vec(
+                    proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+                    n,
+                );
                 (Just(n), edges, any::<u64>())
             })
             .prop_map(|(n, edges, seed)| {
@@ -645,8 +650,10 @@ mod tests {
                         let deps: Vec<String> = if i == 0 {
                             Vec::new()
                         } else {
-                            let mut d: Vec<String> =
-                                edges[i].iter().map(|ix| format!("m{}", ix.index(i))).collect();
+                            let mut d: Vec<String> = edges[i]
+                                .iter()
+                                .map(|ix| format!("m{}", ix.index(i)))
+                                .collect();
                             d.sort();
                             d.dedup();
                             d

@@ -11,6 +11,7 @@ pub mod example;
 pub mod git;
 pub mod kubectl;
 pub mod scenario;
+pub mod times;
 pub mod wait;
 
 pub use env::E2e;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use lapidary_kind_tests::example::{dependents, write_file, ModuleRef};
 use lapidary_kind_tests::git::{self, git};
 use lapidary_kind_tests::scenario::{condition, module_status, phase};
+use lapidary_kind_tests::times::epoch;
 use lapidary_kind_tests::{wait_for, Example, Scenario};
 use serde_json::{json, Value};
 
@@ -280,6 +281,50 @@ fn seed_shape_166_modules_in_7_levels() {
         .flatten()
         .map(|l| format!("{}:{}", l["index"], l["modules"]))
         .collect();
+    // Where the time went, from the Jobs' own start and completion times (the Job
+    // controller sets completionTime a little after the operator has moved on, so the
+    // spans overlap by a few seconds).
+    let jobs = wait_for("every Job to have its completion time", MINUTE, || {
+        let jobs = s.jobs();
+        let open: Vec<String> = jobs
+            .iter()
+            .filter(|j| j["status"]["completionTime"].is_null())
+            .map(|j| {
+                j["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        if open.is_empty() {
+            Ok(jobs)
+        } else {
+            Err(format!("not complete: {open:?}"))
+        }
+    });
+    let span = |name: &str| {
+        jobs.iter()
+            .find(|j| j["metadata"]["name"] == name)
+            .and_then(|j| {
+                let start = epoch(j["status"]["startTime"].as_str()?)?;
+                let end = epoch(j["status"]["completionTime"].as_str()?)?;
+                Some(end - start)
+            })
+            .unwrap_or(-1)
+    };
+    let mut profile = vec![format!("prepare {}s", span("seed-prepare"))];
+    let (mut pods, mut merges) = (0, 0);
+    for k in 0..levels.len() {
+        let (l, m) = (
+            span(&format!("seed-level-{k}")),
+            span(&format!("seed-merge-{k}")),
+        );
+        pods += l;
+        merges += m;
+        profile.push(format!("level {k}: pods {l}s merge {m}s"));
+    }
+    profile.push(format!("sum: level pods {pods}s, merges {merges}s"));
+    s.log(&format!("PROFILE {}", profile.join("; ")));
     s.log(&format!(
         "WALL TIME 166 modules / 7 levels: {:.0}s (startTime {} completionTime {}; levels {})",
         wall.as_secs_f64(),
