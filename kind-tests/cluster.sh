@@ -138,7 +138,15 @@ start_proc() { # component, command...
   shift
   log "starting $name (log: $LOGS/$name.log)"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$RUN/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$RUN/$name.pid"
+  # Until setsid has exec'd the program, /proc/PID/cmdline still names bash and
+  # pid_of would report the component as gone; wait (bounded) for the exec.
+  for ((i = 0; i < 100; i++)); do
+    [[ -n "$(pid_of "$name")" ]] && return 0
+    running "$pid" || return 0
+    sleep 0.1
+  done
 }
 
 # A process that exists and is not a zombie (our daemons' parent is init, which may
