@@ -96,6 +96,39 @@ pub fn pod(
     exit: Option<i32>,
     message: &str,
 ) -> Pod {
+    let job_uid = job.metadata.uid.clone().unwrap_or_default();
+    let job_name = job.metadata.name.clone().unwrap_or_default();
+    let pod_labels = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    owned_pod(
+        name,
+        &job_name,
+        &job_uid,
+        json!(pod_labels),
+        index,
+        created,
+        exit,
+        message,
+    )
+}
+
+/// A pod owned by the Job `job_name`/`job_uid`, with `labels`, at completion `index`;
+/// terminated with `exit` and termination message `message`, or running.
+#[allow(clippy::too_many_arguments)]
+pub fn owned_pod(
+    name: &str,
+    job_name: &str,
+    job_uid: &str,
+    labels: Value,
+    index: Option<usize>,
+    created: i64,
+    exit: Option<i32>,
+    message: &str,
+) -> Pod {
     let state = match exit {
         Some(code) => {
             json!({"terminated": {"exitCode": code, "message": message, "reason": if code == 0 {"Completed"} else {"Error"}}})
@@ -106,22 +139,15 @@ pub fn pod(
     if let Some(i) = index {
         annotations = json!({ labels::COMPLETION_INDEX: i.to_string() });
     }
-    let job_uid = job.metadata.uid.clone().unwrap_or_default();
-    let pod_labels = job
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
     serde_json::from_value(json!({
         "metadata": {
             "name": name,
             "namespace": NS,
             "uid": format!("uid-{name}"),
-            "labels": pod_labels,
+            "labels": labels,
             "creationTimestamp": k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + created).unwrap().to_string(),
             "annotations": annotations,
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job.metadata.name, "uid": job_uid, "controller": true}],
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid, "controller": true}],
         },
         "status": {
             "phase": match exit { Some(0) => "Succeeded", Some(_) => "Failed", None => "Running" },

@@ -259,13 +259,11 @@ pub fn parse_index_set(text: Option<&str>) -> BTreeSet<usize> {
 }
 
 #[cfg(test)]
-pub(crate) mod fixtures {
-    //! Builders of observed pods and Jobs for tests.
-    use super::*;
+mod tests {
     use serde_json::json;
 
-    /// A terminated pod of Job `job_uid` at completion `index`.
-    pub fn pod(
+    /// A pod of a Job named `j` with uid `job_uid` (no labels needed here).
+    fn pod(
         name: &str,
         job_uid: &str,
         index: Option<usize>,
@@ -273,36 +271,8 @@ pub(crate) mod fixtures {
         exit: Option<i32>,
         message: &str,
     ) -> Pod {
-        let state = match exit {
-            Some(code) => {
-                json!({"terminated": {"exitCode": code, "message": message, "reason": if code == 0 {"Completed"} else {"Error"}}})
-            }
-            None => json!({"running": {}}),
-        };
-        let mut annotations = json!({});
-        if let Some(i) = index {
-            annotations = json!({ labels::COMPLETION_INDEX: i.to_string() });
-        }
-        serde_json::from_value(json!({
-            "metadata": {
-                "name": name,
-                "uid": format!("uid-{name}"),
-                "creationTimestamp": k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + created).unwrap().to_string(),
-                "annotations": annotations,
-                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": job_uid, "controller": true}],
-            },
-            "status": {
-                "phase": match exit { Some(0) => "Succeeded", Some(_) => "Failed", None => "Running" },
-                "containerStatuses": [{"name": "integrator", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": state}],
-            },
-        }))
-        .unwrap()
+        crate::fixtures::owned_pod(name, "j", job_uid, json!({}), index, created, exit, message)
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fixtures::pod;
     use super::*;
     use lapidary_api::Role;
 
