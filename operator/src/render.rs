@@ -213,15 +213,7 @@ impl RunRef<'_> {
     /// Level `k`'s merge Job: merges the modules at `positions` (positions within the
     /// level, in plan order) onto `base`.
     pub fn merge_job(&self, k: usize, base: &str, positions: &[usize]) -> Result<Job> {
-        let args = vec![
-            "merge".to_owned(),
-            "--plan".to_owned(),
-            contract::plan_path(),
-            "--level".to_owned(),
-            k.to_string(),
-            "--base".to_owned(),
-            base.to_owned(),
-        ];
+        let args = level_args("merge", k, base);
         self.single_job(
             merge_job_name(self.name, k),
             ChildRole::Merge,
@@ -266,15 +258,7 @@ impl RunRef<'_> {
     ) -> Result<Job> {
         let completions = i32::try_from(positions.len())
             .map_err(|_| Error::InvalidSpec("too many modules in one level".to_owned()))?;
-        let args = vec![
-            "integrate".to_owned(),
-            "--plan".to_owned(),
-            contract::plan_path(),
-            "--level".to_owned(),
-            k.to_string(),
-            "--base".to_owned(),
-            base.to_owned(),
-        ];
+        let args = level_args("integrate", k, base);
         let mut spec = json!({
             "completionMode": "Indexed",
             "completions": completions,
@@ -422,6 +406,19 @@ pub fn job_module_indexes(job: &Job) -> Option<Result<Vec<usize>>> {
         .as_deref()
         .unwrap_or("");
     Some(contract::parse_indexes(value).map_err(|e| Error::Contract(e.to_string())))
+}
+
+/// Arguments of the integrator's per-level commands (`integrate`, `merge`).
+fn level_args(command: &str, k: usize, base: &str) -> Vec<String> {
+    vec![
+        command.to_owned(),
+        "--plan".to_owned(),
+        contract::plan_path(),
+        "--level".to_owned(),
+        k.to_string(),
+        "--base".to_owned(),
+        base.to_owned(),
+    ]
 }
 
 #[cfg(test)]
